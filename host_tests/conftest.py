@@ -15,3 +15,6 @@ from mprunner import collect_file  # noqa: E402
 def pytest_pycollect_makemodule(module_path, parent):
     # host_tests/mp/test_*.py run inside the MicroPython Unix port, not in CPython.
     return collect_file(module_path, parent)
+
+# Fixtures for the lab CSMS and the simulator live in their own modules.
+pytest_plugins = ["csms_fixtures", "sim_fixtures"]
