@@ -93,9 +93,8 @@ class Charger:
         if s["url"] and s["url"].startswith("wss:"):
             ca = self.store.load_blob("ca")
             if ca is None:
-                s["url"] = None
-                self.client.last_error = "wss:// needs a CA certificate"
-                log.error("ocpp", "wss:// URL but no CA certificate provisioned: not connecting")
+                # Never fall back to unverified TLS: without a CA nothing can be validated.
+                s["refuse"] = ("CertificateValidationFailed", "wss:// needs a CA certificate")
             else:
                 from net.tls import client_context
 

@@ -83,9 +83,10 @@ class OCPPClient:
 
     # ---- API for the charger -------------------------------------------------------------
     def _set_status(self, status, err=None):
+        changed = err is not None and err != self.last_error
         if err is not None:
             self.last_error = err
-        if status != self.status:
+        if status != self.status or changed:
             log.info("ocpp", "connection %s%s", status, " ({})".format(err) if err else "")
             self.status = status
             self.hooks.on_connection(status)
@@ -151,6 +152,10 @@ class OCPPClient:
                 await asyncio.sleep_ms(500)
                 continue
             s = self.settings()
+            if s.get("refuse"):
+                self._set_status(*s["refuse"])
+                await asyncio.sleep_ms(1000)
+                continue
             if not s.get("url") or not s.get("cp_id"):
                 self._set_status("Offline", "not provisioned")
                 await asyncio.sleep_ms(1000)
