@@ -115,7 +115,12 @@ class Charger:
         try:
             self.clock.set_unix(parse_rfc3339(text))
         except ValueError:
-            log.warn("clock", "CSMS sent a bad time %r", text)
+            # Be lenient with the one value we only read: a CSMS that omits the UTC offset
+            # means UTC in practice.
+            try:
+                self.clock.set_unix(parse_rfc3339(text + "Z"))
+            except (ValueError, TypeError):
+                log.warn("clock", "CSMS sent a bad time %r", text)
 
     def on_connection(self, status):
         self.conn_status = status

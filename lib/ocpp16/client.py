@@ -21,6 +21,8 @@ from micropython import const
 import log
 from ocpp16 import rpc as rpcmod
 from ocpp16.errors import OCPPError
+from ocpp16.schema import validate
+from ocpp16.specs import confirmation_spec
 
 _RAM_QUEUE = const(16)
 _CALL_TIMEOUT_MS = const(30000)
@@ -289,7 +291,17 @@ class OCPPClient:
             return None
         finally:
             self._inflight = None
-        return self._result  # None when the link died while waiting
+        ev = self._result  # None when the link died while waiting
+        if ev is not None and ev[0] == rpcmod.CALLRESULT:
+            spec = confirmation_spec(action)
+            if spec is not None:
+                try:
+                    validate(ev[2], spec)
+                except OCPPError as e:
+                    # A malformed answer counts as a failed call, never as data we act on.
+                    log.warn("ocpp", "%s answer invalid: %s %s", action, e.code, e.description)
+                    return (rpcmod.CALLERROR, ev[1], e.code, e.description, {})
+        return ev
 
     def _abort_inflight(self, reason):
         self._inflight = None
