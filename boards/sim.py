@@ -70,6 +70,7 @@ class SimBoard:
     ventilation = False
     has_lock = True  # a socket outlet with a cable lock
     rcd_selftest_supported = True
+    txq_budget = 1024 * 1024  # flash for queued transaction messages (README "Storage")
     voltage = _VOLTS
 
     def __init__(self, args, state_dir):

@@ -294,7 +294,7 @@ class Charger:
 
         d = Dispatcher()
         d.register(core.HANDLERS)
-        self.txq = TxQueue(self.store.root)
+        self.txq = TxQueue(self.store.root, store=self.store, budget=getattr(self.board, "txq_budget", None))
         self.client = OCPPClient(
             self.board.link,
             self.clock,

@@ -135,7 +135,12 @@ class OCPPClient:
         self._seq += 1
         item = {"action": action, "payload": payload, "tx": tx_ref, "ts": self._seq, "tries": 0,
                 "boot": self.boot_id}
-        self.txq.push(item)
+        try:
+            if not self.txq.push(item):
+                log.warn("ocpp", "queue nearly full: periodic %s thinned out", action)
+        except (OSError, ValueError) as e:
+            # Flash full or broken: the message cannot be kept. Logged loudly; never a crash.
+            log.error("ocpp", "%s could not be queued: %s", action, e)
         self._wake.set()
 
     def wake(self):
