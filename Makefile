@@ -37,3 +37,7 @@ deploy: mpy
 
 clean:
 	rm -rf build .pytest_cache
+
+.PHONY: stress
+stress: setup
+	POWERCUT_ITERATIONS=500 $(VPY) -m pytest -q -s host_tests/test_powercut.py

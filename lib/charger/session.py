@@ -126,21 +126,45 @@ def stop(ch, c, reason, id_tag=None):
 def _persist_tx(ch, c):
     tx = c.tx
     rec = {"ref": tx["ref"], "id_tag": tx["id_tag"], "meter": _meter_wh(c)}
+    ts = ch.clock.timestamp()
+    if ts:
+        rec["at"] = ts  # the stop time to report if the power goes now
     ch.store.save("tx%d" % c.id, rec)
     tx["saved_ms"] = ch.clock.now_ms()
 
 
 def recover_after_boot(ch):
     """A transaction still open on flash was cut by a power loss: stop it (reason PowerLoss)
-    with its last persisted meter value. The relay stays open until a new authorisation."""
+    with its last persisted meter value. The relay stays open until a new authorisation.
+
+    The open-transaction record is written before its StartTransaction is queued and deleted
+    after its StopTransaction is queued, so a cut between two of those steps is told apart here:
+    no Start anywhere -> nothing was ever charged, drop the record; a Stop already queued -> the
+    record only outlived it, drop it too. No transaction gets two Stops or a Stop without Start.
+    """
     for c in ch.connectors:
         rec = ch.store.load("tx%d" % c.id)
         if not rec:
             continue
-        p = {"meterStop": rec.get("meter", 0), "reason": "PowerLoss"}
-        _stamp(ch, p)
-        log.warn("session", "connector %d: transaction %s cut by power loss", c.id, rec.get("ref"))
-        ch.client.queue_tx("StopTransaction", p, rec.get("ref"))
+        ref = rec.get("ref")
+        start_seen = str(ref) in ch.txids
+        stop_seen = False
+        for _pos, item in ch.txq.items():
+            if item.get("tx") == ref:
+                if item["action"] == "StartTransaction":
+                    start_seen = True
+                elif item["action"] == "StopTransaction":
+                    stop_seen = True
+        if start_seen and not stop_seen:
+            p = {"meterStop": rec.get("meter", 0), "reason": "PowerLoss"}
+            if rec.get("at"):
+                p["timestamp"] = rec["at"]
+            else:
+                _stamp(ch, p)
+            log.warn("session", "connector %d: transaction %s cut by power loss", c.id, ref)
+            ch.client.queue_tx("StopTransaction", p, ref)
+        else:
+            log.info("session", "connector %d: stale transaction record %s dropped", c.id, ref)
         ch.store.delete("tx%d" % c.id)
 
 

@@ -136,7 +136,9 @@ class OCPPClient:
         item = {"action": action, "payload": payload, "tx": tx_ref, "ts": self._seq, "tries": 0,
                 "boot": self.boot_id}
         try:
-            if not self.txq.push(item):
+            if self.txq.push(item):
+                log.info("txq", "+ %s tx %s", action, tx_ref)  # after the write: tests count these
+            else:
                 log.warn("ocpp", "queue nearly full: periodic %s thinned out", action)
         except (OSError, ValueError) as e:
             # Flash full or broken: the message cannot be kept. Logged loudly; never a crash.
