@@ -216,6 +216,8 @@ class Sim:
         else:
             assert da == 0, ctx
         assert ctl.duty == (duty_for_current(ctl.offered_a) if da else 1.0), ctx
+        if stable == "A":
+            self.last_change = None  # a new plug-in is a new EV: no raise spacing carried over
         if ctl.offered_a != prev_offered:
             if ctl.offered_a > prev_offered:
                 assert self.last_change is None or now - self.last_change >= RAISE_INTERVAL_MS, ctx

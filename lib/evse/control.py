@@ -105,8 +105,12 @@ class ConnectorControl:
         if pilot in ("A", "E", "F"):
             # A new plug-in (or a pilot that was not a healthy B/C/D) needs a new diode check.
             self.diode = False
-            if pilot == "A" and self._st == _ST_BLOCKED:
-                self._st = _ST_NONE
+            if pilot == "A":
+                # A new plug-in is a new EV: the 5 s raise spacing protects one EV from
+                # chatter, it must not delay the next driver's start.
+                self._changed_ms = None
+                if self._st == _ST_BLOCKED:
+                    self._st = _ST_NONE
 
         vent = pilot == "D" and not self.ventilation
         if vent != self._vent_fault:

@@ -34,18 +34,19 @@ class CallFailed(Exception):
     """A CALL of ours did not get a CALLRESULT: offline, timeout, or a CALLERROR (`.code`)."""
 
     def __init__(self, reason, code=None):
-        Exception.__init__(self, reason)
+        super().__init__(reason)
         self.reason = reason
         self.code = code
 
 
 class _Pending:
-    __slots__ = ("action", "payload", "done", "result", "error", "seq")
+    __slots__ = ("action", "payload", "done", "result", "error", "seq", "triggered")
 
-    def __init__(self, action, payload, seq):
+    def __init__(self, action, payload, seq, triggered=False):
         self.action = action
         self.payload = payload
         self.seq = seq
+        self.triggered = triggered  # asked for by TriggerMessage: may go out while Pending
         self.done = asyncio.Event()
         self.result = None
         self.error = None
@@ -82,6 +83,7 @@ class OCPPClient:
         self._dead = True
         self._last_rx_ms = 0
         self.hb_due = 0
+        self._keep = None  # the keepalive (WebSocket ping) task of the current link
 
     # ---- API for the charger -------------------------------------------------------------
     def _set_status(self, status, err=None):
@@ -97,11 +99,12 @@ class OCPPClient:
     def online(self):
         return self._ws is not None and self.registration == "Accepted"
 
-    def send(self, action, payload):
+    def send(self, action, payload, triggered=False):
         """Queue a non-transaction message (StatusNotification, Heartbeat, ...); returns a
-        pending handle whose `done` event is set once answered or failed."""
+        pending handle whose `done` event is set once answered or failed. `triggered`: the CSMS
+        asked for it (TriggerMessage), so it may go out while the boot is Pending (4.2)."""
         self._seq += 1
-        p = _Pending(action, payload, self._seq)
+        p = _Pending(action, payload, self._seq, triggered)
         if len(self._ram) >= _RAM_QUEUE:
             # Drop the oldest StatusNotification first: the charger re-sends statuses on reconnect.
             for i, q in enumerate(self._ram):
@@ -226,16 +229,36 @@ class OCPPClient:
     async def _session(self, ws):
         self._dead = False
         reader = asyncio.create_task(self._reader(ws))
-        keep = None
-        ping = self.config.get("WebSocketPingInterval")
-        if ping > 0:
-            keep = asyncio.create_task(ws.keepalive(ping))
+        self._keep = None
+        self.ping_changed(ws)
         try:
             await self._sender(ws, reader)
         finally:
             reader.cancel()
-            if keep is not None:
-                keep.cancel()
+            if self._keep is not None:
+                self._keep.cancel()
+                self._keep = None
+
+    def ping_changed(self, ws=None):
+        """(Re)start the WebSocket pings with the WebSocketPingInterval now set (0 = none)."""
+        ws = ws or self._ws
+        if self._keep is not None:
+            self._keep.cancel()
+            self._keep = None
+        ping = self.config.get("WebSocketPingInterval")
+        if ws is not None and ping > 0:
+            self._keep = asyncio.create_task(ws.keepalive(ping))
+
+    def heartbeat_changed(self):
+        """HeartbeatInterval changed: the next Heartbeat is one new interval from now."""
+        self.hb_due = self.clock.now_ms() + self.config.get("HeartbeatInterval") * 1000
+        self._wake.set()
+
+    def trigger_boot(self):
+        """TriggerMessage BootNotification while not Accepted: send it now, not after the
+        interval (once Accepted, send it like any message: `send(..., triggered=True)`)."""
+        self._boot_wait_until = 0
+        self._wake.set()
 
     async def _reader(self, ws):
         try:
@@ -324,6 +347,11 @@ class OCPPClient:
             if self._dead:
                 return
             if not booted:
+                trig = self._triggered() if self.registration == "Pending" else None
+                if trig is not None:
+                    if not await self._send_ram(ws, trig):
+                        return
+                    continue
                 if now() < self._boot_wait_until:
                     await self._sleep_wake(self._boot_wait_until - now())
                     continue
@@ -347,20 +375,31 @@ class OCPPClient:
                 await self._sleep_wake(max(10, min(wait, 1000)))
                 continue
             if isinstance(item, _Pending):
-                self._ram.remove(item)
-                ev = await self._send_call(ws, item.action, item.payload)
-                if ev is None:
-                    self._fail(item, CallFailed("timeout"))
-                    if not self._link_alive(ws):
-                        return
-                elif ev[0] == rpcmod.CALLRESULT:
-                    item.result = ev[2]
-                    self._after_result(item.action, item.payload, ev[2], None)
-                    item.done.set()
-                else:
-                    self._fail(item, CallFailed(ev[3] or ev[2], ev[2]))
+                if not await self._send_ram(ws, item):
+                    return
             else:
                 await self._send_tx(ws, item)
+
+    async def _send_ram(self, ws, item):
+        """Send one RAM-queue message and settle its handle; False when the link died."""
+        self._ram.remove(item)
+        ev = await self._send_call(ws, item.action, item.payload)
+        if ev is None:
+            self._fail(item, CallFailed("timeout"))
+            return self._link_alive(ws)
+        if ev[0] == rpcmod.CALLRESULT:
+            item.result = ev[2]
+            self._after_result(item.action, item.payload, ev[2], None)
+            item.done.set()
+        else:
+            self._fail(item, CallFailed(ev[3] or ev[2], ev[2]))
+        return True
+
+    def _triggered(self):
+        for p in self._ram:
+            if p.triggered:
+                return p
+        return None
 
     def _link_alive(self, ws):
         return not self._dead
@@ -437,7 +476,13 @@ class OCPPClient:
 
     def _after_result(self, action, payload, result, err):
         if action == "Heartbeat" and result and result.get("currentTime"):
-            self.hooks.set_time(result["currentTime"])
+            self.hooks.set_time(result["currentTime"])  # Heartbeat sets the clock (4.6)
+        elif action == "BootNotification" and result:
+            # A triggered BootNotification while Accepted: take its time and interval.
+            if result.get("currentTime"):
+                self.hooks.set_time(result["currentTime"])
+            if result.get("status") == "Accepted" and result.get("interval", 0) > 0:
+                self.config.set("HeartbeatInterval", result["interval"])
 
     def _fail(self, p, err):
         p.error = err
