@@ -16,6 +16,7 @@ import secrets
 import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,6 +66,21 @@ def _positive_number(text):
     return int(value) if value.is_integer() else value
 
 
+def _bench_item(text):
+    key, sep, value = text.partition("=")
+    if key not in ("monitor", "gc_threshold"):
+        raise argparse.ArgumentTypeError("--bench takes monitor or gc_threshold=BYTES")
+    if key == "monitor":
+        return key, True
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("gc_threshold needs a byte count") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError("gc_threshold must be > 0")
+    return key, n
+
+
 def _connectors(text):
     n = int(text)
     if not 1 <= n <= 8:
@@ -104,14 +120,27 @@ def parse_args(argv=None):
     p.add_argument("--phases", type=int, choices=(1, 3), default=1, help="phases at 230 V")
     p.add_argument("--config", type=_config_item, action="append", default=[],
                    metavar="KEY=VALUE", help="OCPP configuration key set before boot (repeatable)")
-    p.add_argument("--heapsize", default="512K", help="MicroPython heap (-X heapsize=SIZE)")
+    p.add_argument("--heapsize", default="1M",
+                   help="MicroPython heap (-X heapsize=SIZE; default %(default)s: the Unix port "
+                        "is 64-bit and runs from source, so objects and bytecode take about "
+                        "twice an ESP32's room; `make bench` measures the smallest heap)")
     p.add_argument("--provision-port", type=int, default=7701,
                    help="127.0.0.1 TCP port serving the provisioning protocol, standing in for "
                    "BLE (same frames as the BLE characteristics, each preceded by a u16 length; "
                    "tools/provision.py --sim 127.0.0.1:PORT); default 7701")
     p.add_argument("--device-secret", type=_hex_secret, help="per-device provisioning secret "
                    "(hex); without it one is derived from the state dir and printed on stderr")
+    p.add_argument("--bench", type=_bench_item, action="append", default=[],
+                   metavar="monitor|gc_threshold=N", help="bench instruments in the firmware "
+                   "(tools/bench.py): 'monitor' runs a 1 ms task recording the worst loop stall "
+                   "and the heap peak (status fields loop_stall_max_ms, heap_peak); "
+                   "'gc_threshold=N' collects after every N bytes allocated (repeatable)")
+    p.add_argument("--trace", metavar="FILE", help="append timestamped events as JSON lines "
+                   "(firmware start/exit and output lines, control commands, bus outputs; "
+                   "time.monotonic() seconds) for tools/bench.py")
     args = p.parse_args(argv)
+    if args.trace:
+        args.trace = os.path.abspath(args.trace)
     if args.ca:
         args.ca = os.path.abspath(args.ca)
         if not os.path.isfile(args.ca):
@@ -178,6 +207,13 @@ class Sim:
         self.saved = [c.energy_wh for c in self.world.connectors]  # what the meter file holds
         self.bus_port = self.gateway_port = None  # ephemeral, known once listening
         self.fw_task = None
+        self._trace = open(args.trace, "a", buffering=1) if args.trace else None
+
+    def trace(self, event, **fields):
+        """One timestamped event line in the --trace file (nothing without --trace)."""
+        if self._trace is not None:
+            fields.update(t=time.monotonic(), ev=event)
+            self._trace.write(json.dumps(fields) + "\n")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -268,6 +304,7 @@ class Sim:
             "csms": a.csms, "id": a.id, "password": a.password, "ca": a.ca,
             "connectors": a.connectors, "max_current": a.max_current, "phases": a.phases,
             "config": dict(a.config), "device_secret": self.secret, "first_boot": first_boot,
+            "bench": dict(a.bench),
         }
         env = dict(os.environ)
         env.update({
@@ -296,6 +333,7 @@ class Sim:
                 await asyncio.sleep(CRASH_DELAY_S)
                 continue
             self.proc = proc
+            self.trace("fw_start", pid=proc.pid)
             if self.stopping:  # stop() came while we were spawning
                 proc.kill()
             log("firmware started (pid {}, first_boot {})".format(proc.pid, first_boot))
@@ -303,6 +341,7 @@ class Sim:
             await asyncio.gather(proc.wait(), self._relay_output(proc.stdout),
                                  self._relay_output(proc.stderr))
             rc = proc.returncode
+            self.trace("fw_exit", rc=rc)
             self.world.reset_outputs()
             if self.stopping:
                 log("firmware exited with {}".format(rc))
@@ -327,7 +366,9 @@ class Sim:
                 lines.append(pending)
                 pending = b""
             for line in lines:
-                sys.stderr.write("fw: {}\n".format(line.decode("utf-8", "replace")))
+                text = line.decode("utf-8", "replace")
+                self.trace("fw_line", line=text)
+                sys.stderr.write("fw: {}\n".format(text))
             sys.stderr.flush()
             if not chunk:
                 return
@@ -427,6 +468,7 @@ class Sim:
                 fut.set_result(msg)
             return
         out = msg.get("out")
+        self.trace("out", msg=msg)
         if out in ("prov_data", "prov_close"):
             self._prov_output(msg)
             return
@@ -493,6 +535,7 @@ class Sim:
             error = "firmware restarting: {} not delivered".format(cmd)
             return {"ok": False, "error": error}, False
         log("control: {}".format(json.dumps(req)))
+        self.trace("control", req=req)
         if cmd == "net" and not req["up"]:
             self.gateway.cut()
         for msg in msgs:
