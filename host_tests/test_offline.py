@@ -126,3 +126,26 @@ def test_damaged_files_never_stop_the_boot(offline_state, labcsms, sim_factory, 
     n_intact = sum(1 for f in files if not str(f).endswith(".seg"))
     assert len(starts) >= 3 * n_intact
     assert labcsms.violations() == []
+
+
+def test_session_before_the_clock_is_known_gets_true_timestamps(labcsms_factory, sim_factory,
+                                                                 tmp_path):
+    """No CSMS yet at boot, so no wall time: the session's messages are stamped from the
+    monotonic clock once BootNotification gives the time - never 1970, never the send time."""
+    import datetime
+    import time
+
+    from sim_fixtures import free_port
+
+    port = free_port()
+    sim = sim_factory(csms="ws://127.0.0.1:%d/ocpp" % port, cp_id=CP, config=FREE)
+    t_plug = time.time()
+    _session(sim, seconds=1.0)
+    time.sleep(3.0)  # the CSMS comes later; its clock then dates what happened before
+    csms = labcsms_factory(port=port, log_path=tmp_path / "late.jsonl")
+    sim.wait_for(lambda s: s.get("registration") == "Accepted" and s["queued_messages"] == 0,
+                 timeout=60)
+    start = csms.messages(CP, "StartTransaction")[0]["payload"]
+    stamp = datetime.datetime.fromisoformat(start["timestamp"].replace("Z", "+00:00"))
+    assert abs(stamp.timestamp() - t_plug) < 2.5, (start["timestamp"], t_plug)
+    assert csms.violations() == []
