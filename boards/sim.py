@@ -1,7 +1,8 @@
 """The simulated board: the charger's hardware, played by tools/sim.py over a local "hardware bus".
 
 Replaces only the hardware: the pilot generator and ADC, relay, LED, RFID reader, meter, service
-button and the network link. The application, OCPP client and state machines are the same code
+button, the network link and the BLE radio (provisioning frames from tools/sim.py's provisioning
+port arrive as `prov_*` bus messages and go to lib/provision's ProvService). The application, OCPP client and state machines are the same code
 the ESP32 runs. tools/sim.py (CPython) owns the simulated world (EV, cable, meter register, faults,
 energy manager, network) so it survives firmware restarts; this module mirrors what the world
 sends (JSON lines, `{"in": ...}`), reports outputs (`{"out": ...}`) and answers queries
@@ -23,6 +24,7 @@ _RESTART_EXIT = const(75)  # tools/sim.py restarts the firmware process on this 
 _VOLTS = 230.0
 _BUTTON_WINDOW_MS = const(60000)
 _BUTTON_MIN_MS = const(3000)
+_FACTORY_RESET_MS = const(10000)  # a very long press wipes provisioning and stored state
 
 
 def failsafe():
@@ -64,6 +66,20 @@ class GatewayLink(SocketLink):
         return reader.s
 
 
+class ProvLink:
+    """The simulated BLE link: provisioning bytes travel over the bus to tools/sim.py's
+    provisioning port (one bus session per TCP client, u16-length-prefixed frames)."""
+
+    def __init__(self, board):
+        self.board = board
+
+    def send(self, conn, data):
+        self.board._send({"out": "prov_data", "session": conn, "hex": data.hex()})
+
+    def close(self, conn):
+        self.board._send({"out": "prov_close", "session": conn})
+
+
 class SimBoard:
     vendor = "OpenEVSE-MP"
     model = "Simulator"
@@ -92,12 +108,15 @@ class SimBoard:
         self.window_until = -1
         self.flash = None
         self.charger = None
+        self.prov = None  # provision.service.ProvService once started
         self.link = GatewayLink(self, int(os.getenv("EVSE_SIM_GATEWAY") or 0))
         self._out = []
         self._out_event = asyncio.Event()
         self._writer = None
         self._tasks = []
         self.exit_code = _RESTART_EXIT
+        # Bench instruments (tools/sim.py --bench): {"monitor": True, "gc_threshold": N}.
+        self.bench = args.get("bench") or {}
 
     # ---- hardware interface used by the charger -----------------------------------------
     def pilot_levels(self, cid):
@@ -163,6 +182,19 @@ class SimBoard:
             return False
         return self.charger.clock.now_ms() < self.window_until
 
+    def open_window(self, ms):
+        """Open (or extend) the provisioning window for `ms` from now."""
+        if self.charger is not None:
+            self.window_until = max(self.window_until, self.charger.clock.now_ms() + ms)
+
+    def device_secret(self):
+        """The per-device provisioning secret (bytes): `--device-secret`, or sim.py's own."""
+        text = self.args.get("device_secret")
+        try:
+            return bytes.fromhex(text) if text else None
+        except ValueError:
+            return None
+
     def reset(self):
         log.info("board", "restart" if self.exit_code else "shutdown")
         sys.exit(self.exit_code)
@@ -194,6 +226,10 @@ class SimBoard:
         for i in range(self.connectors):  # tell the world our outputs after a (re)boot
             self.set_duty(i + 1, self.duty[i])
             self.relay(i + 1, self.relays[i])
+        from provision.service import ProvService
+
+        self.prov = ProvService(charger.store, self, charger, ProvLink(self))
+        self._tasks.append(self.prov.start())
 
     async def _bus_writer(self, writer):
         while True:
@@ -234,7 +270,9 @@ class SimBoard:
         elif kind == "tap":
             self.charger.tap(msg["uid"])
         elif kind == "button":
-            if msg["ms"] >= _BUTTON_MIN_MS:
+            if msg["ms"] >= _FACTORY_RESET_MS and self.prov is not None:
+                self.prov.factory_reset("service button held {} ms".format(msg["ms"]))
+            elif msg["ms"] >= _BUTTON_MIN_MS:
                 self.window_until = self.charger.clock.now_ms() + _BUTTON_WINDOW_MS
                 log.info("board", "service button: provisioning window open")
         elif msg.get("q") == "status":
@@ -245,8 +283,14 @@ class SimBoard:
             self._send({"a": msg.get("id"), "ok": True})
             self.charger.request_restart("shutdown")
             self.exit_code = 0
-        elif kind and kind.startswith("prov"):
-            pass  # provisioning over the simulated BLE: lib/provision (issue 8)
+        elif kind in ("prov_open", "prov_data", "prov_close") and self.prov is not None:
+            conn = msg["session"]
+            if kind == "prov_open":
+                self.prov.open(conn)
+            elif kind == "prov_data":
+                self.prov.data(conn, bytes.fromhex(msg["hex"]))
+            else:
+                self.prov.closed(conn)
 
 
 def make_board(settings):

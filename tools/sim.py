@@ -127,7 +127,10 @@ def parse_args(argv=None):
     p.add_argument("--provision-port", type=int, default=7701,
                    help="127.0.0.1 TCP port serving the provisioning protocol, standing in for "
                    "BLE (same frames as the BLE characteristics, each preceded by a u16 length; "
-                   "tools/provision.py --sim 127.0.0.1:PORT); default 7701")
+                   "tools/provision.py --sim 127.0.0.1:PORT, tools/web/provision.html). Open at "
+                   "any time for INFO; the authenticated session needs the device secret and "
+                   "an unprovisioned state dir or the button window ({\"cmd\":\"button\","
+                   "\"ms\":3000}); default 7701")
     p.add_argument("--device-secret", type=_hex_secret, help="per-device provisioning secret "
                    "(hex); without it one is derived from the state dir and printed on stderr")
     p.add_argument("--bench", type=_bench_item, action="append", default=[],

@@ -1,65 +1,64 @@
-"""Provisioning: validate and atomically store how the charger reaches its CSMS.
+"""Provisioning: how the charger learns its Wi-Fi, CSMS URL, Charge Point ID and credentials.
 
-`commit(store, fields)` is the single place where the CSMS URL, Charge Point ID, password
-(AuthorizationKey), security profile and CA certificate are checked and stored; the BLE/TCP
-provisioning protocol (issue 8) and the simulator's command line both end here. Secrets are
-never logged. Raises ValueError with a field-specific reason; nothing is stored then.
+Modules (provisioning.md): `codec` and `crypto` (pure wire format and crypto, shared with the
+host CLI), `fields` (validation of every field), `storage` (atomic commit, boot recovery,
+factory reset), `session` (the protocol state machine, sans-I/O), `device` (lockout, window,
+status, commands), `service` (async shell over a transport), `ble` (ESP32 only, imported only
+there). This module keeps the two entry points of firmware/main.py: `recover(store)` at boot
+and `commit(store, fields)` for the simulator's command line, which validates each field but,
+unlike the protocol, stores inconsistent sets too (labs use them to test the charger's refusal,
+e.g. wss:// without a CA). Secrets are never logged. Heavy modules load on first use.
 """
 
-import log
 
-_CP_ID_MAX = 48
-_CP_ID_OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~:"
+def recover(store):
+    """At boot, before anything reads the provisioning record."""
+    from provision import storage
+
+    storage.recover(store)
 
 
 def check_cp_id(cp_id):
-    if not isinstance(cp_id, str) or not 1 <= len(cp_id) <= _CP_ID_MAX:
-        raise ValueError("Charge Point ID must be 1..{} characters".format(_CP_ID_MAX))
-    for ch in cp_id:
-        if ch not in _CP_ID_OK:
-            raise ValueError("Charge Point ID has a character that is not URL-path safe")
+    from provision.fields import check_cp_id as check
+
+    check(cp_id)
 
 
 def check_url(url):
-    from net.url import parse_url
+    from provision.fields import check_url as check
 
-    scheme, host, _port, _path = parse_url(url)
-    if scheme not in ("ws", "wss") or not host:
-        raise ValueError("CSMS URL must be ws:// or wss:// with a host")
-    return scheme
+    return check(url)
 
 
 def commit(store, fields):
-    """Merge `fields` (url, cp_id, password, profile, ca) into the stored provisioning record."""
-    rec = dict(store.load("provisioning", {}) or {})
-    ca_der = None
+    """Merge `fields` (url, cp_id, password, profile, ca) into the stored provisioning record.
+
+    Raises ValueError with a field-specific reason; nothing is stored then."""
+    import log
+    from provision import fields as F
+    from provision import storage
+
+    rec = storage.load(store)
+    blobs = {}
     if fields.get("url") is not None:
-        check_url(fields["url"])
+        F.check_url(fields["url"])
         rec["url"] = fields["url"]
     if fields.get("cp_id") is not None:
-        check_cp_id(fields["cp_id"])
+        F.check_cp_id(fields["cp_id"])
         rec["cp_id"] = fields["cp_id"]
     if fields.get("password") is not None:
-        pw = fields["password"]
-        if not isinstance(pw, str) or len(pw) > 64:
-            raise ValueError("password must be at most 64 characters (40 hex digits for a key)")
-        rec["password"] = pw
+        rec["password"] = F.check_password_text(fields["password"])
     if fields.get("ca") is not None:
-        from net.tls import pem_to_der, client_context
+        from provision import codec as C
 
-        ca_der = pem_to_der(fields["ca"])
-        client_context(ca_der)  # raises ValueError if mbedTLS cannot load it
+        blobs["ca"] = F.check(C.T_CA, fields["ca"])  # FieldError is a ValueError
     profile = fields.get("profile")
     if profile is None:
-        has_pw = bool(rec.get("password"))
-        wss = rec.get("url", "").startswith("wss:")
-        profile = (2 if has_pw else 3) if wss else (1 if has_pw else 0)
+        profile = F.derive_profile(rec, store.load_blob("client_cert") is not None)
     if profile not in (0, 1, 2, 3):
         raise ValueError("security profile must be 0..3")
     rec["profile"] = profile
-    if ca_der is not None:
-        store.save_blob("ca", ca_der)
-    store.save("provisioning", rec)
+    storage.commit(store, rec, blobs)
     log.info("provision", "stored: url=%s id=%s profile=%d", rec.get("url"), rec.get("cp_id"),
              profile)
     return rec

@@ -91,10 +91,11 @@ def decode_record(raw):
 
 def read_record(path):
     """The record at `path`, or raise OSError (missing) / ValueError (torn, corrupt)."""
-    with open(path, "rb") as f:
-        raw = f.read(MAX_RECORD + 64)
-    if len(raw) > MAX_RECORD + 32:
+    size = os.stat(path)[6]
+    if size > MAX_RECORD + 32:
         raise ValueError("record too large")
+    with open(path, "rb") as f:
+        raw = f.read(size)  # exactly the file: f.read(n) reserves n bytes of heap up front
     return decode_record(raw)
 
 
@@ -141,8 +142,11 @@ class Store:
         p = self.path(name + ".bin")
         for candidate in (p, p + ".bak"):
             try:
+                size = os.stat(candidate)[6]
+                if size > MAX_RECORD + 32:
+                    raise ValueError("blob too large")
                 with open(candidate, "rb") as f:
-                    raw = f.read(MAX_RECORD + 64)
+                    raw = f.read(size)
                 nl = raw.find(b"\n")
                 head = raw[:nl].decode().split(" ") if nl > 0 else ()
                 body = raw[nl + 1 :]
