@@ -41,6 +41,18 @@ class Clock:
             mono_ms = self.now_ms()
         return (self._offset_ms + mono_ms) / 1000
 
+    def unix_ms(self, mono_ms=None):
+        """Unix milliseconds (int) for `mono_ms` (default now), or None while unknown.
+
+        Integer arithmetic: exact on single-precision ports, where unix() as a float has steps
+        of 128 s (smart-charging period boundaries need the exact second).
+        """
+        if self._offset_ms is None:
+            return None
+        if mono_ms is None:
+            mono_ms = self.now_ms()
+        return self._offset_ms + mono_ms
+
     def timestamp(self, mono_ms=None):
         """RFC 3339 UTC timestamp for `mono_ms` (default now), or None while unknown."""
         u = self.unix(mono_ms)
