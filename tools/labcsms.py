@@ -105,10 +105,11 @@ def utc_now():
 
 
 def parse_frame(text):
-    """The JSON value of a frame, or None when it is not JSON."""
+    """The JSON value of a frame, or None when it is not JSON (or nested beyond CPython's
+    recursion limit: a fuzzed frame must not take the server down)."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

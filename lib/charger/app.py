@@ -18,20 +18,30 @@ from charger.connector import Connector
 from charger.idtag import uid_to_id_tag
 from charger import session as sess
 from charger import ledstate
+from charger.metering import Aligned
+from charger.status import StatusReporter
 
 FIRMWARE_VERSION = "0.1.0"
 _CONTROL_MS = const(20)
 _TAPS = const(4)  # bound of the tap queue; a fifth tap while four wait is ignored
+_SOFT_RESET_FLUSH_MS = const(10000)  # Soft reset: time for the StopTransactions to go out
 
 
 class Charger:
     def __init__(self, board, store, clock=None):
+        from net.wsclient import WSClient
+
+        # One WebSocket client for every connection, made before anything else: its buffers
+        # (8 KB and more) are allocated once while the heap is still in one piece, and a
+        # reconnect never needs a large free block again.
+        self._wsclient = WSClient(board.link)
         self.board = board
         self.store = store
         self.clock = clock or Clock()
         self.config = cfg.Config(store)
         self.connectors = []
         self.client = None
+        self.smart = None  # ocpp16.smartcharging.SmartCharging, from run()
         self.registration = None
         self.conn_status = "Connecting"
         self.led = None
@@ -39,6 +49,9 @@ class Charger:
         self._tap_event = asyncio.Event()
         self._tasks = []
         self.restart_requested = None
+        self.firmware_version = FIRMWARE_VERSION  # the active bundle's, from ocpp16.firmware.boot
+        self.heap_peak = 0  # highest gc.mem_alloc() the control loop saw (diagnostics)
+        self.monitor = None  # charger.monitor.LoopMonitor when the board asks for bench mode
         self.prov = store.load("provisioning", {}) or {}
         self._declare_keys()
         self._apply_preconfig()
@@ -47,16 +60,35 @@ class Charger:
         self.txids = store.load("txids", {}) or {}
         st = store.load("session", {}) or {}
         self.next_ref = st.get("next_ref", 1)
-        self.status0 = None
-        avail = store.load("availability") or []
-        for c, op in zip(self.connectors, avail):
-            c.operative = bool(op)
+        # Hooks of other feature modules (see charger.session): local list / cache, listeners
+        # told of transaction start and stop, DataTransfer vendors (ocpp16.core.data_transfer).
+        self.local_auth = None
+        self.tx_listeners = []
+        self.vendors = {}
+        self.operative = True  # the whole charge point (ChangeAvailability on connector 0)
+        self.scheduled_operative = None
+        self._load_availability()
+        from ocpp16.localauth import LocalAuth
+        from ocpp16.reservation import Reservations
+
+        self.local_auth = LocalAuth(self, self.local_auth)  # the list, then a cache if one is set
+        self.reservations = Reservations(self)  # marks connector.reserved; ends used ones
+        self.tx_listeners.append(self.reservations)
+        self.reporter = StatusReporter(self)
+        self.aligned = Aligned(self)
+        self._restart_flush = False
 
     # ---- configuration --------------------------------------------------------------------
     def _declare_keys(self):
-        from ocpp16 import core
+        from ocpp16 import core, firmware, smartcharging
 
         core.declare_keys(self.config, self.board)
+        firmware.declare_keys(self.config, self.board)
+        smartcharging.declare_keys(self.config, self.board)
+        from ocpp16 import localauth, reservation
+
+        localauth.declare_keys(self.config, self.board)
+        reservation.declare_keys(self.config, self.board)
         c = self.config
         c.declare("AuthEnabled", cfg.BOOL, True)
         c.declare("FreeVendIdTag", cfg.STR, "FREEVEND", check=_id_tag_check)
@@ -84,6 +116,9 @@ class Charger:
     def settings(self):
         """Connection settings for the OCPP client (from the provisioning record)."""
         p = self.prov
+        hold = getattr(self, "hold_csms", None)
+        if hold:  # BLE provisioning mode (provision.radio): no TLS while the radio is on
+            return {"refuse": ("Offline", hold)}
         s = {"url": p.get("url"), "cp_id": p.get("cp_id"), "auth_key": None, "ssl_ctx": None}
         pw = p.get("password")
         if pw:
@@ -98,7 +133,13 @@ class Charger:
             else:
                 from net.tls import client_context
 
-                s["ssl_ctx"] = client_context(ca)
+                cert = key = None
+                if p.get("profile") == 3:  # mutual TLS with the provisioned client certificate
+                    cert = self.store.load_blob("client_cert")
+                    key = self.store.load_blob("client_key")
+                    if cert is None or key is None:
+                        cert = key = None
+                s["ssl_ctx"] = client_context(ca, cert, key)
         return s
 
     # ---- OCPP client hooks ----------------------------------------------------------------
@@ -107,7 +148,7 @@ class Charger:
         return {
             "chargePointVendor": b.vendor,
             "chargePointModel": b.model,
-            "firmwareVersion": FIRMWARE_VERSION,
+            "firmwareVersion": self.firmware_version,
             "chargePointSerialNumber": b.serial,
         }
 
@@ -130,10 +171,7 @@ class Charger:
 
     def on_registered(self, reconnect):
         """Boot accepted (or link back): report every connector's status again."""
-        self.status0 = None
-        self.send_status0()
-        for c in self.connectors:
-            self.send_status(c)
+        self.reporter.resync()
 
     def fill_tx(self, item):
         return sess.fill_tx(self, item)
@@ -146,85 +184,144 @@ class Charger:
 
     # ---- status ---------------------------------------------------------------------------
     def status_changed(self, c):
-        log.info("status", "connector %d %s", c.id, c.status)
-        self.send_status(c)
+        """A connector's status changed: charger.status reports it (MinimumStatusDuration)."""
+        self.reporter.update(c.id, c.status, c.error_code, c.vendor_error(), self.clock.now_ms())
 
-    def send_status(self, c):
-        if self.client is None or self.registration != "Accepted" or c.status is None:
-            return
-        p = {"connectorId": c.id, "errorCode": c.error_code, "status": c.status}
-        ts = self.clock.timestamp()
-        if ts:
-            p["timestamp"] = ts
-        self.client.send("StatusNotification", p)
+    def send_status(self, cid):
+        """Send connector `cid`'s (an id, 0 = charge point, or a Connector) current status now
+        (TriggerMessage StatusNotification)."""
+        self.reporter.send_now(getattr(cid, "id", cid))
 
-    def send_status0(self):
-        s = "Available"
-        if all(not c.operative for c in self.connectors):
-            s = "Unavailable"
-        if s != self.status0 and self.client is not None and self.registration == "Accepted":
-            self.status0 = s
-            p = {"connectorId": 0, "errorCode": "NoError", "status": s}
-            ts = self.clock.timestamp()
-            if ts:
-                p["timestamp"] = ts
-            self.client.send("StatusNotification", p)
+    def meter_sample(self, c, context):
+        """Connector c's MeterValuesSampledData values now (TriggerMessage MeterValues)."""
+        from charger.metering import sampled_values
+
+        return sampled_values(self, c, self.config.get("MeterValuesSampledData"), context)
 
     # ---- transactions (session rules in charger.session) ------------------------------------
-    def start_transaction(self, c, id_tag, parent):
-        sess.start(self, c, id_tag, parent)
+    def start_transaction(self, c, id_tag, parent, profile=None):
+        sess.start(self, c, id_tag, parent, profile)
 
     def stop_transaction(self, c, reason, id_tag=None):
         sess.stop(self, c, reason, id_tag)
 
     # ---- CSMS requests (handlers in ocpp16.core call these) --------------------------------
     def remote_start(self, cid, id_tag, profile):
-        """RemoteStartTransaction: Accepted when a connector can take it (OCPP 1.6 5.11)."""
+        """RemoteStartTransaction: Accepted when a connector can take it (OCPP 1.6 5.11).
+
+        A given connector must be free (no transaction, operative, no fault, not reserved for
+        another idTag); without one the charger picks as for a card. With
+        AuthorizeRemoteTxRequests the idTag is authorised first; the session then starts on
+        plug-in (ConnectionTimeOut) or at once when the EV is already plugged in.
+        """
         if cid is not None:
             if not 1 <= cid <= len(self.connectors):
-                return {"status": "Rejected"}
+                return "Rejected"
             c = self.connectors[cid - 1]
+            if not sess.can_take(c, id_tag, None):
+                return "Rejected"
         else:
-            free = [c for c in self.connectors if c.tx is None and not c.finishing]
-            plugged = [c for c in free if c.plugged]
-            c = (plugged or free or [None])[0]
-        if c is None or c.tx is not None or not c.operative or c.fault is not None:
-            return {"status": "Rejected"}
+            c = sess.choose_connector(self, id_tag, None)
+            if c is None:
+                return "Rejected"
+        if profile is not None and not self.smart.expect_tx_profile(c, profile, id_tag):
+            return "Rejected"  # 5.16.2: it must be a TxProfile we can run
         if self.config.get("AuthorizeRemoteTxRequests"):
-            self._tasks.append(asyncio.create_task(self._remote_authorize(c, id_tag)))
+            # Finished authorisations leave the task list, so it stays bounded.
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(asyncio.create_task(self._remote_authorize(c, id_tag, profile)))
         else:
-            sess.prepare(self, c, id_tag, None)
-        return {"status": "Accepted"}
+            sess.prepare(self, c, id_tag, None, profile)
+        return "Accepted"
 
-    async def _remote_authorize(self, c, id_tag):
+    async def _remote_authorize(self, c, id_tag, profile):
         status, parent = await sess.authorize(self, id_tag)
-        if status == "Accepted" and c.tx is None:
-            sess.prepare(self, c, id_tag, parent)
+        if status == "Accepted" and sess.can_take(c, id_tag, parent):
+            sess.prepare(self, c, id_tag, parent, profile)
         else:
             log.info("session", "remote start not authorised: %s", status)
 
     def change_availability(self, cid, operative):
+        """ChangeAvailability (OCPP 1.6 5.2): Accepted, or Scheduled when a transaction runs on
+        a connector it makes Inoperative (applied when that transaction ends). Connector 0 sets
+        the charge point and every connector. Persisted: it survives a reboot."""
         targets = self.connectors if cid == 0 else [self.connectors[cid - 1]]
         busy = False
         for c in targets:
             if c.tx is not None and not operative:
-                c.scheduled_operative = operative
+                c.scheduled_operative = False
                 busy = True
             else:
                 c.operative = operative
                 c.scheduled_operative = None
-        self.store.save("availability", [c.operative for c in self.connectors])
+        if cid == 0:
+            if busy:
+                self.scheduled_operative = False
+            else:
+                self.operative = operative
+                self.scheduled_operative = None
+        self.save_availability()
         return "Scheduled" if busy else "Accepted"
 
+    def save_availability(self):
+        """Persist the availability each connector and the charge point will have (scheduled
+        changes included: at boot no transaction runs, so they apply at once)."""
+
+        def want(now, scheduled):
+            return now if scheduled is None else scheduled
+
+        rec = {
+            "cp": want(self.operative, self.scheduled_operative),
+            "connectors": [want(c.operative, c.scheduled_operative) for c in self.connectors],
+        }
+        self.store.save("availability", rec)
+
+    def _load_availability(self):
+        rec = self.store.load("availability")
+        if isinstance(rec, list):  # the first format: one flag per connector
+            rec = {"connectors": rec}
+        if not isinstance(rec, dict):
+            return
+        self.operative = rec.get("cp") is not False
+        flags = rec.get("connectors")
+        if isinstance(flags, list):
+            for c, op in zip(self.connectors, flags):
+                c.operative = op is not False
+
     def clear_cache(self):
+        """ClearCache: empties the authorisation cache of `local_auth` when it keeps one."""
+        fn = getattr(self.local_auth, "clear_cache", None)
+        if fn is not None:
+            fn()
         return "Accepted"
 
     def unlock(self, c):
+        """UnlockConnector (5.18): a running transaction stops first (reason UnlockCommand)."""
         if not self.board.has_lock:
             return "NotSupported"
         if c.tx is not None:
             self.stop_transaction(c, "UnlockCommand")
         return "Unlocked" if self.board.unlock(c.id) else "UnlockFailed"
+
+    async def data_transfer(self, vendor_id, message_id=None, data=None):
+        """Charger -> CSMS DataTransfer: returns (status, data); raises ValueError for a bad
+        field, CallFailed when it cannot be delivered (offline, not Accepted, CALLERROR)."""
+        from ocpp16.core import send_data_transfer
+
+        return await send_data_transfer(self.client, vendor_id, message_id, data)
+
+    # ---- firmware management (ocpp16.firmware; TriggerMessage asks these) -------------------
+    def firmware_status(self):
+        """FirmwareStatusNotification status to report now: Idle unless an update runs."""
+        from ocpp16.firmware import firmware_status
+
+        return firmware_status(self)
+
+    def diagnostics_status(self):
+        """DiagnosticsStatusNotification status to report now: Uploading or Idle."""
+        from ocpp16.firmware import diagnostics_status
+
+        return diagnostics_status(self)
 
     # ---- RFID -----------------------------------------------------------------------------
     def tap(self, uid):
@@ -269,11 +366,21 @@ class Charger:
     def control_step(self):
         now = self.clock.now_ms()
         faults = self.board.faults()
+        self.reservations.tick()  # expiry, and which connectors show Reserved
         for c in self.connectors:
             c.sense(now)
             c.step(now, c.limit(now), c.faults(now, faults))
             sess.meter_values(self, c, now)
-        self.send_status0()
+        if self.scheduled_operative is not None and all(c.tx is None for c in self.connectors):
+            self.operative = self.scheduled_operative
+            self.scheduled_operative = None
+            self.save_availability()
+        for c in self.aligned.tick():
+            sess.persist(self, c)
+        self.reporter.tick(now)
+        used = gc.mem_alloc()  # a scan of the allocation table, no allocation: fine at 50 Hz
+        if used > self.heap_peak:
+            self.heap_peak = used
         pattern = ledstate.pattern(self)
         if pattern != self.led:
             self.led = pattern
@@ -281,19 +388,54 @@ class Charger:
 
     # ---- lifecycle ------------------------------------------------------------------------
     def request_restart(self, reason):
-        """Restart after the current answer went out (Reset, provisioning, firmware update)."""
+        """Restart after the current answer went out (Reset, provisioning, firmware update).
+
+        Transactions still running then stop with reason Reboot (PowerLoss for the simulator's
+        `shutdown`, a switch-off); their StopTransactions wait in the persistent queue."""
         log.info("charger", "restart requested: %s", reason)
         self.restart_requested = reason
+
+    def reset(self, kind):
+        """Reset Hard/Soft (5.14): stop every transaction (HardReset/SoftReset), then restart.
+        A Soft reset first gives the StopTransactions up to _SOFT_RESET_FLUSH_MS to reach the
+        CSMS; after a Hard one the queue delivers them after the next BootNotification."""
+        reason = "HardReset" if kind == "Hard" else "SoftReset"
+        for c in self.connectors:
+            if c.tx is not None:
+                self.stop_transaction(c, reason)
+        self._restart_flush = kind != "Hard"
+        self.request_restart("Reset " + kind)
+
+    async def _before_restart(self):
+        reason = "PowerLoss" if self.restart_requested == "shutdown" else "Reboot"
+        for c in self.connectors:
+            if c.tx is not None:
+                self.stop_transaction(c, reason)
+        if not self._restart_flush:
+            return
+        end = self.clock.now_ms() + _SOFT_RESET_FLUSH_MS
+        while len(self.txq) and self.client.online and self.clock.now_ms() < end:
+            await asyncio.sleep_ms(50)
 
     async def run(self):
         from ocpp16.client import OCPPClient
         from ocpp16.dispatch import Dispatcher
         from ocpp16 import core
         from store.queue import TxQueue
-        from net.wsclient import WSClient
-
         d = Dispatcher()
         d.register(core.HANDLERS)
+        from ocpp16 import smartcharging
+
+        self.smart = smartcharging.SmartCharging(self)
+        d.register(smartcharging.HANDLERS)
+        from ocpp16 import localauth, reservation, trigger
+
+        d.register(localauth.HANDLERS)
+        d.register(reservation.HANDLERS)
+        d.register(trigger.HANDLERS)
+        from ocpp16 import firmware
+
+        d.register(firmware.HANDLERS)
         self.txq = TxQueue(self.store.root, store=self.store, budget=getattr(self.board, "txq_budget", None))
         self.client = OCPPClient(
             self.board.link,
@@ -303,18 +445,31 @@ class Charger:
             self.txq,
             self.settings,
             self,
-            lambda link: WSClient(link),
+            lambda link: self._wsclient,
         )
+        client = self.client
+        self.config.key("HeartbeatInterval").on_change = lambda v: client.heartbeat_changed()
+        self.config.key("WebSocketPingInterval").on_change = lambda v: client.ping_changed()
         sess.recover_after_boot(self)
+        firmware.boot(self)  # running version; resumes a firmware update across the restart
+        bench = getattr(self.board, "bench", None) or {}
+        if bench.get("gc_threshold"):
+            gc.threshold(int(bench["gc_threshold"]))  # collect often: heap peak ~ live peak
         gc.collect()
         self._tasks = [
             asyncio.create_task(self._control_loop()),
             asyncio.create_task(self._rfid_loop()),
             asyncio.create_task(self.client.run()),
         ]
+        if bench.get("monitor"):
+            from charger.monitor import LoopMonitor
+
+            self.monitor = LoopMonitor(self.clock)
+            self._tasks.append(asyncio.create_task(self.monitor.run()))
         await self.board.start(self)
         while self.restart_requested is None:
             await asyncio.sleep_ms(100)
+        await self._before_restart()
         await self.shutdown()
         await self.board.close()
         self.board.reset()
@@ -337,6 +492,12 @@ class Charger:
 
     # ---- status for the simulator and diagnostics ----------------------------------------
     def snapshot(self):
+        m = self.monitor
+        # Read the instruments before this snapshot's own gc.collect() stalls the loop.
+        peak = max(self.heap_peak, m.heap_peak) if m else self.heap_peak
+        stall = m.stall_max_us / 1000 if m else None
+        stalls = m.by_second() if m else None
+        uptime = self.clock.now_ms()
         gc.collect()
         free = gc.mem_free()
         used = gc.mem_alloc()
@@ -366,6 +527,10 @@ class Charger:
             "queued_messages": len(self.txq) if self.client else 0,
             "heap_free": free,
             "heap_used": used,
+            "heap_peak": peak,
+            "loop_stall_max_ms": stall,
+            "loop_stall_by_s": stalls,
+            "uptime_ms": uptime,
             "last_error": self.client.last_error if self.client else None,
             "connectors": conns,
         }

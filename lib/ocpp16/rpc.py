@@ -41,9 +41,12 @@ out as a CALLERROR event for that uid, so the CALL in flight fails at once inste
 | wrong type (be liberal: the answer is an error)    |                                        |
 
 Unknown actions and payload contents are not checked here (see dispatch and schema).
-Port difference: MicroPython's json.loads keeps an escaped surrogate pair (`"\\ud83d\\ude00"`,
-as CPython's ensure_ascii writes an emoji) as two code points, so such a char counts twice
-against a maxLength; a raw UTF-8 emoji counts once.
+Surrogate escapes: MicroPython's json.loads keeps an escaped surrogate pair (`"\\ud83d\\ude00"`,
+as CPython's ensure_ascii writes an emoji) as two code points stored as invalid UTF-8, so any
+echo of such a string (GetConfiguration's unknownKey, an idTag in a queued StartTransaction)
+would make a text frame the CSMS must refuse (close 1007, over and over for a queued message).
+`decode()` therefore rewrites these escapes first: a pair becomes the character itself (which
+also counts once against a maxLength, as in CPython), a lone surrogate becomes U+FFFD.
 
 Floats: every float is written with one decimal (`"{:.1f}"`). All number fields of the 1.6
 schemas (`limit`, `minChargingRate`) are `multipleOf: 0.1`, and MicroPython's own float repr is
@@ -137,8 +140,11 @@ def decode(text):
 
     Never raises for bad input. The caller bounds the text length before calling.
     """
+    data = text
     try:
-        msg = json.loads(text)
+        if _has_surrogate_escape(text):
+            data = _join_surrogates(text)
+        msg = json.loads(data)
     except (ValueError, RuntimeError, MemoryError):
         # ValueError: not JSON (also bad UTF-8 in CPython); RuntimeError: recursion limit
         # (CPython RecursionError); MemoryError: absurd nesting in a small heap. The partial
@@ -184,6 +190,87 @@ def decode(text):
     if type(details) is not dict:
         details = {}
     return (CALLERROR, uid, normalise_error_code(code), desc, details)
+
+
+def _has_surrogate_escape(text):
+    # A cheap substring test; false hits (\\ud0xx, "\\\\ud") only cost the exact pass.
+    try:
+        if isinstance(text, str):
+            return "\\ud" in text or "\\uD" in text
+        return b"\\ud" in text or b"\\uD" in text
+    except TypeError:  # a memoryview: no substring test; the JSON parser decides alone
+        return False
+
+
+def _hex4(b, i):
+    v = 0
+    for k in range(i, i + 4):
+        c = b[k] | 0x20  # lower case for letters; digits keep their value
+        if 0x30 <= c <= 0x39:
+            v = v * 16 + c - 0x30
+        elif 0x61 <= c <= 0x66:
+            v = v * 16 + c - 0x57
+        else:
+            return -1
+    return v
+
+
+def _join_surrogates(text):
+    """`text` (str or bytes) with every \\uD800-\\uDFFF escape rewritten as UTF-8: a high+low
+    pair as its character, a lone surrogate as U+FFFD. Anything else is left as it is (invalid
+    JSON stays invalid). Memory: one bytearray of the frame's length when something changed
+    (the result is never longer: 12 escape bytes become 4, 6 become 3; the rest is padded with
+    spaces, which JSON allows), read through a memoryview of the str on MicroPython (no copy)."""
+    b = text
+    if isinstance(text, str):
+        try:
+            b = memoryview(text)  # MicroPython: the str's own UTF-8 bytes
+        except TypeError:
+            try:
+                b = text.encode()  # CPython
+            except UnicodeError:  # a CPython str already holding a lone surrogate
+                return text
+    n = len(b)
+    out = None
+    k = 0  # bytes written to out
+    last = 0  # first byte of b not yet copied
+    i = 0
+    while i < n:
+        if b[i] != 0x5C:  # backslash: an escape inside a string (elsewhere JSON is invalid)
+            i += 1
+            continue
+        hi = _hex4(b, i + 2) if i + 6 <= n and b[i + 1] == 0x75 else -1
+        if not 0xD800 <= hi <= 0xDFFF:
+            i += 2  # any other escape, "\\\\" included, is two bytes or starts with them
+            continue
+        lo = -1
+        if hi < 0xDC00 and i + 12 <= n and b[i + 6] == 0x5C and b[i + 7] == 0x75:
+            lo = _hex4(b, i + 8)
+        if out is None:
+            out = bytearray(n)
+        out[k : k + i - last] = b[last:i]
+        k += i - last
+        if 0xDC00 <= lo <= 0xDFFF:
+            cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            out[k] = 0xF0 | cp >> 18
+            out[k + 1] = 0x80 | (cp >> 12) & 0x3F
+            out[k + 2] = 0x80 | (cp >> 6) & 0x3F
+            out[k + 3] = 0x80 | cp & 0x3F
+            k += 4
+            i += 12
+        else:  # U+FFFD
+            out[k] = 0xEF
+            out[k + 1] = 0xBF
+            out[k + 2] = 0xBD
+            k += 3
+            i += 6
+        last = i
+    if out is None:
+        return text
+    out[k : k + n - last] = b[last:n]
+    for j in range(k + n - last, n):
+        out[j] = 0x20
+    return out
 
 
 def _recover_uid(text):
