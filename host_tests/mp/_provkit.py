@@ -10,6 +10,7 @@ import os
 
 from clock import ManualClock
 from store import Store
+from store.tree import rmtree as _rmtree
 from provision import codec as C
 from provision import crypto
 from provision.device import Provisioner
@@ -45,20 +46,6 @@ def tmpdir():
         sys.atexit(lambda: _rmtree(_ROOT))
     _n[0] += 1
     return "{}/{}".format(_ROOT, _n[0])
-
-
-def _rmtree(path):
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        return
-    for e in entries:
-        _rmtree(path + "/" + e[0])
-    os.rmdir(path)
 
 
 class FakeBoard:

@@ -15,23 +15,10 @@ from ocpp16 import smartcharging as smc
 from ocpp16.dispatch import Dispatcher
 from ocpp16.timefmt import format_rfc3339
 from store import Store
+from store.tree import rmtree as _rmtree
 
 T0 = 1704067200  # 2024-01-01T00:00:00Z
 _n = [0]
-
-
-def _rmtree(path):
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:
-        return
-    for e in entries:
-        p = path + "/" + e[0]
-        if e[1] == 0x4000:
-            _rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(path)
 
 
 def fresh_root():

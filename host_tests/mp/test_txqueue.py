@@ -6,6 +6,7 @@ import os
 
 from store import Store
 from store.queue import TxQueue, SEGMENT_BYTES
+from store.tree import rmtree as _rmtree
 
 _n = [0]
 
@@ -15,20 +16,6 @@ def fresh_root():
     root = "/tmp/txq-test-%d-%d" % (os.getpid() if hasattr(os, "getpid") else 0, _n[0])
     _rmtree(root)
     return root
-
-
-def _rmtree(path):
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:
-        return
-    for e in entries:
-        p = path + "/" + e[0]
-        if e[1] == 0x4000:
-            _rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(path)
 
 
 def start_msg(ref, stamp="2026-11-24T20:30:46Z"):
