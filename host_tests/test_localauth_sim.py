@@ -8,6 +8,8 @@ a listed card starts a session and an unlisted or blocked one does not; LocalPre
 a listed card without an Authorize; LocalAuthListEnabled=false ignores the list.
 """
 
+import json
+
 from charger_helpers import CP, charger, conn, ok  # noqa: F401
 
 CHUNK = 47  # SendLocalListMaxLength: (8192 - 170) // 170
@@ -54,6 +56,21 @@ def started(sim, csms, card):
     ok(sim, {"cmd": "plug", "connector": 1})
     sim.wait_for(lambda s: conn(s)["status"] == "Preparing")
     return True
+
+
+def test_send_local_list_max_length_fits_the_websocket_limit():
+    """The largest SendLocalList of SendLocalListMaxLength entries fits net.ws's message limit,
+    even with a CSMS that puts spaces after separators."""
+    from net.ws import DEFAULT_MAX_MESSAGE
+    from ocpp16.localauth import send_list_max
+
+    assert send_list_max() == CHUNK
+    worst = {"idTag": "X" * 20, "idTagInfo": {
+        "status": "ConcurrentTx", "expiryDate": "2026-01-01T00:00:00.123456789+05:30",
+        "parentIdTag": "Y" * 20}}
+    frame = [2, "u" * 36, "SendLocalList", {"listVersion": -10**19, "updateType": "Differential",
+                                            "localAuthorizationList": [worst] * CHUNK}]
+    assert len(json.dumps(frame, separators=(", ", ": ")).encode()) <= DEFAULT_MAX_MESSAGE
 
 
 def test_thousand_entries_in_differential_updates_then_offline_authorisation(charger):

@@ -14,6 +14,7 @@ import random
 
 from store import idtable
 from store.idtable import IdTable, IdTableFull
+from store.tree import rmtree as _rmtree
 
 CHUNK = 47  # SendLocalListMaxLength: entries per SendLocalList message
 
@@ -22,20 +23,6 @@ def fresh_root():
     root = "/tmp/idt-test-%d" % random.getrandbits(24)
     _rmtree(root)
     return root
-
-
-def _rmtree(path):
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:
-        return
-    for e in entries:
-        p = path + "/" + e[0]
-        if e[1] == 0x4000:
-            _rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(path)
 
 
 def tag(i):

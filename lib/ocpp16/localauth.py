@@ -30,7 +30,7 @@ LOCAL_LIST_MAX = const(1000)  # LocalAuthListMaxLength: entries kept on flash
 # message limit (net.ws.DEFAULT_MAX_MESSAGE, 8192 bytes). Worst entry, measured with ", " and
 # ": " separators: 20-character idTag and parentIdTag, status ConcurrentTx, an expiryDate of
 # 35 characters (nanoseconds and an offset) = 168 bytes with its separator; the frame around
-# the list with a 36-character message id and a 20-digit listVersion = 161 bytes. Both rounded
+# the list with a 36-character message id and a 20-digit listVersion = 160 bytes. Both rounded
 # up to 170: (8192 - 170) // 170 = 47 entries. Also the RAM bound of a staged update
 # (47 x 48 bytes).
 _ENTRY_BYTES = const(170)
