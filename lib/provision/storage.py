@@ -7,7 +7,8 @@ commit point), then they are copied into place, the record saved and `prov_pendi
 `recover()` runs at boot and finishes (or discards) whatever a power cut interrupted.
 Factory reset: a `.factory_reset` mark is written, and at the next boot every file of the store
 is removed except names starting with "." (the device secret, the lockout counter, the
-simulator's world files), so a power cut cannot leave half a reset.
+simulator's world files) and the installed firmware bundles, so a power cut cannot leave half a
+reset and a reset never downgrades the firmware.
 """
 
 from micropython import const
@@ -98,11 +99,16 @@ def _rm(path, depth):
             log.error("provision", "factory reset: cannot remove %s: %s", path, e)
 
 
+# A factory reset restores settings, not an older firmware: the installed application bundles
+# (`app-<version>` folders) and the record naming the running one (lib/update/apps.py) stay.
+_KEEP = (".", "app-", "app.json")
+
+
 def wipe(root):
-    """Remove every file and folder under `root` except names starting with "."."""
+    """Remove every file and folder under `root` except dot-names and the installed firmware."""
     import os
 
     for entry in list(os.ilistdir(root)):
         name = entry[0]
-        if not name.startswith("."):
+        if not any(name.startswith(k) for k in _KEEP):
             _rm("{}/{}".format(root, name), 1)
