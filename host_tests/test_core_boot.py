@@ -4,16 +4,22 @@ BootNotification Pending (the charger answers the CSMS but sends nothing of its 
 is Rejected) and Rejected (the charger neither sends nor answers until the interval passed), the
 Heartbeat interval from the BootNotification and from ChangeConfiguration, and Reset Soft and
 Hard with a transaction running: StopTransaction with SoftReset / HardReset, the firmware
-restarts, the queued message reaches the CSMS.
+restarts, the queued message reaches the CSMS; a restart not asked by Reset (provisioning)
+stops with Reboot.
 """
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from charger_helpers import CP, conn
+from charger_helpers import CP, conn, ok
 from core_helpers import boot, call, payloads, start_charging, wait_idle, wait_msg, wait_ready
 from labcsms import LabCSMSError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def own_actions(csms):
@@ -105,3 +111,19 @@ def test_reset_without_a_transaction(labcsms, sim_factory):
     wait_ready(sim)
     assert payloads(csms, "StopTransaction") == []
     assert len(payloads(csms, "BootNotification")) == 2
+
+
+def test_restart_not_asked_by_reset_stops_with_reboot(labcsms, sim_factory):
+    csms = labcsms
+    sim = boot(sim_factory, csms)
+    st = start_charging(sim)
+    txid = conn(st)["transaction_id"]
+    ok(sim, {"cmd": "button", "ms": 3000})  # provisioning window, then a restart over it
+    subprocess.run([sys.executable, str(ROOT / "tools" / "provision.py"), "--sim",
+                    "127.0.0.1:{}".format(sim.provision_port), "--secret", sim.device_secret,
+                    "--restart"], check=True, capture_output=True, timeout=30)
+    sim.wait_for(lambda s: s.get("firmware_restarts", 0) >= 1 and s.get("registration")
+                 == "Accepted", timeout=20)
+    stop = wait_msg(csms, "StopTransaction")
+    assert stop["reason"] == "Reboot" and stop["transactionId"] == txid
+    assert csms.violations() == []

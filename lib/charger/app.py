@@ -18,6 +18,7 @@ from charger.connector import Connector
 from charger.idtag import uid_to_id_tag
 from charger import session as sess
 from charger import ledstate
+from charger import availability
 from charger.metering import Aligned
 from charger.status import StatusReporter
 
@@ -67,7 +68,7 @@ class Charger:
         self.vendors = {}
         self.operative = True  # the whole charge point (ChangeAvailability on connector 0)
         self.scheduled_operative = None
-        self._load_availability()
+        availability.load(self)
         from ocpp16.localauth import LocalAuth
         from ocpp16.reservation import Reservations
 
@@ -242,51 +243,11 @@ class Charger:
             log.info("session", "remote start not authorised: %s", status)
 
     def change_availability(self, cid, operative):
-        """ChangeAvailability (OCPP 1.6 5.2): Accepted, or Scheduled when a transaction runs on
-        a connector it makes Inoperative (applied when that transaction ends). Connector 0 sets
-        the charge point and every connector. Persisted: it survives a reboot."""
-        targets = self.connectors if cid == 0 else [self.connectors[cid - 1]]
-        busy = False
-        for c in targets:
-            if c.tx is not None and not operative:
-                c.scheduled_operative = False
-                busy = True
-            else:
-                c.operative = operative
-                c.scheduled_operative = None
-        if cid == 0:
-            if busy:
-                self.scheduled_operative = False
-            else:
-                self.operative = operative
-                self.scheduled_operative = None
-        self.save_availability()
-        return "Scheduled" if busy else "Accepted"
+        """ChangeAvailability (OCPP 1.6 5.2): rules and persistence in charger.availability."""
+        return availability.change(self, cid, operative)
 
     def save_availability(self):
-        """Persist the availability each connector and the charge point will have (scheduled
-        changes included: at boot no transaction runs, so they apply at once)."""
-
-        def want(now, scheduled):
-            return now if scheduled is None else scheduled
-
-        rec = {
-            "cp": want(self.operative, self.scheduled_operative),
-            "connectors": [want(c.operative, c.scheduled_operative) for c in self.connectors],
-        }
-        self.store.save("availability", rec)
-
-    def _load_availability(self):
-        rec = self.store.load("availability")
-        if isinstance(rec, list):  # the first format: one flag per connector
-            rec = {"connectors": rec}
-        if not isinstance(rec, dict):
-            return
-        self.operative = rec.get("cp") is not False
-        flags = rec.get("connectors")
-        if isinstance(flags, list):
-            for c, op in zip(self.connectors, flags):
-                c.operative = op is not False
+        availability.save(self)
 
     def clear_cache(self):
         """ClearCache: empties the authorisation cache of `local_auth` when it keeps one."""
@@ -371,10 +332,7 @@ class Charger:
             c.sense(now)
             c.step(now, c.limit(now), c.faults(now, faults))
             sess.meter_values(self, c, now)
-        if self.scheduled_operative is not None and all(c.tx is None for c in self.connectors):
-            self.operative = self.scheduled_operative
-            self.scheduled_operative = None
-            self.save_availability()
+        availability.apply_scheduled(self)
         for c in self.aligned.tick():
             sess.persist(self, c)
         self.reporter.tick(now)

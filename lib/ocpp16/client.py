@@ -338,8 +338,8 @@ class OCPPClient:
 
     async def _sender(self, ws, reader):
         now = self.clock.now_ms
-        if self.registration != "Accepted":
-            self.registration = None
+        if self.registration == "Pending":
+            self.registration = None  # a new link: Pending needs a new BootNotification
         booted = self.registration == "Accepted"
         if booted:
             self.hooks.on_registered(True)  # reconnect: re-send statuses
