@@ -33,13 +33,21 @@ class Clock:
         """Learn the wall time (seconds since 1970, UTC) from the CSMS."""
         self._offset_ms = int(unix_s * 1000) - self.now_ms()
 
+    def set_unix_ms(self, unix_ms):
+        """Learn the wall time in milliseconds (keeps the CSMS's sub-second part)."""
+        self._offset_ms = unix_ms - self.now_ms()
+
     def unix(self, mono_ms=None):
-        """Unix seconds (float) for `mono_ms` (default now), or None while the wall time is unknown."""
+        """Unix seconds (int) for `mono_ms` (default now), or None while the wall time is unknown.
+
+        Integer arithmetic on purpose: a float has 24 bits on the ESP32 and would move in
+        128 s steps at today's dates.
+        """
         if self._offset_ms is None:
             return None
         if mono_ms is None:
             mono_ms = self.now_ms()
-        return (self._offset_ms + mono_ms) / 1000
+        return (self._offset_ms + mono_ms) // 1000
 
     def unix_ms(self, mono_ms=None):
         """Unix milliseconds (int) for `mono_ms` (default now), or None while unknown.

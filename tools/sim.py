@@ -484,6 +484,8 @@ class Sim:
             log("led: {}".format(msg["pattern"]))
         elif out == "led_flash":
             log("led flash: {}".format(msg.get("kind")))
+        elif change == "unlock":
+            log("connector {} unlocked".format(msg["connector"]))
         if change == "relay":
             log("relay {} {}".format(msg["connector"], "closed" if msg["closed"] else "open"))
             for meter in self.world.meter_messages():

@@ -152,6 +152,9 @@ class World:
             return "led" if changed else None
         if kind == "led_flash":  # a short blink (card accepted, ...): nothing to keep
             return None
+        if kind == "unlock":  # the cable lock opens; the simulated EV keeps its plug state
+            self._connector(msg)
+            return "unlock"
         if kind not in ("duty", "relay"):
             raise CommandError("unknown output {!r}".format(kind))
         c = self._connector(msg)

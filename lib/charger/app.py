@@ -13,7 +13,7 @@ from micropython import const
 import log
 from clock import Clock
 from ocpp16 import config as cfg
-from ocpp16.timefmt import parse_rfc3339
+from ocpp16.timefmt import parse_rfc3339_ms
 from charger.connector import Connector
 from charger.idtag import uid_to_id_tag
 from charger import session as sess
@@ -155,12 +155,12 @@ class Charger:
 
     def set_time(self, text):
         try:
-            self.clock.set_unix(parse_rfc3339(text))
+            self.clock.set_unix_ms(parse_rfc3339_ms(text))
         except ValueError:
             # Be lenient with the one value we only read: a CSMS that omits the UTC offset
             # means UTC in practice.
             try:
-                self.clock.set_unix(parse_rfc3339(text + "Z"))
+                self.clock.set_unix_ms(parse_rfc3339_ms(text + "Z"))
             except (ValueError, TypeError):
                 log.warn("clock", "CSMS sent a bad time %r", text)
 
