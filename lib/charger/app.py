@@ -72,7 +72,10 @@ class Charger:
         from ocpp16.localauth import LocalAuth
         from ocpp16.reservation import Reservations
 
-        self.local_auth = LocalAuth(self, self.local_auth)  # the list, then a cache if one is set
+        from charger.authcache import AuthCache
+
+        # The Local Authorization List first, then the authorization cache (OCPP 1.6 3.5.3).
+        self.local_auth = LocalAuth(self, AuthCache(store, self.clock, self.config))
         self.reservations = Reservations(self)  # marks connector.reserved; ends used ones
         self.tx_listeners.append(self.reservations)
         self.reporter = StatusReporter(self)

@@ -146,10 +146,18 @@ async def authorize(ch, tag):
         res = await ch.client.call("Authorize", {"idTag": tag})
     except CallFailed as e:
         log.warn("auth", "Authorize failed: %s", e.reason)
-        if la is not None and e.code is None and cfg.get("LocalAuthorizeOffline"):
-            info = la.lookup(tag)
-            if info is not None:
+        if e.code is not None:
+            return "Offline", None  # the CSMS answered with a CALLERROR: no local decision
+        info = la.lookup(tag) if la is not None else None
+        if info is not None:
+            if cfg.get("LocalAuthorizeOffline"):
                 return info.get("status", "Invalid"), info.get("parentIdTag")
+            return "Offline", None
+        if cfg.get("AllowOfflineTxForUnknownId"):
+            # 3.6: unknown while offline may charge; the StartTransaction answer decides later
+            # (StopTransactionOnInvalidId / MaxEnergyOnInvalidId).
+            log.info("auth", "unknown idTag accepted offline (AllowOfflineTxForUnknownId)")
+            return "Accepted", None
         return "Offline", None
     info = res.get("idTagInfo") or {}
     if la is not None:

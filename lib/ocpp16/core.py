@@ -39,7 +39,7 @@ def declare_keys(c, board):
     B, I, L = cfg.BOOL, cfg.INT, cfg.CSL
     meas = _measurands
     c.declare("AllowOfflineTxForUnknownId", B, False)
-    c.declare("AuthorizationCacheEnabled", B, False)
+    c.declare("AuthorizationCacheEnabled", B, True)
     c.declare("AuthorizeRemoteTxRequests", B, True)
     c.declare("BlinkRepeat", I, 3, check=_range(0, 100))
     c.declare("ClockAlignedDataInterval", I, 0, check=_range(0, _DAY_S))
