@@ -15,6 +15,8 @@ import random
 import re
 import time
 
+import pytest
+
 from charger_helpers import CP, conn
 
 ITERATIONS = int(os.environ.get("POWERCUT_ITERATIONS", "50"))
@@ -55,6 +57,7 @@ def _queued_counts(log_text):
     return counts
 
 
+@pytest.mark.timeout(max(300, ITERATIONS * 8))
 def test_power_cuts_lose_no_transaction_message(labcsms, sim_factory, tmp_path):
     rng = random.Random(SEED)
     state = tmp_path / "flash"
