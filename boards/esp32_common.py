@@ -300,8 +300,18 @@ class Board:
             ev = self.button.update(self.clock.now_ms())
             if ev == "window":
                 log.info("board", "service button: provisioning window open")
-            elif ev == "factory_reset":
+            elif ev == "factory_reset" and self.charger is not None:
+                # Same path as the simulator's long press: mark the store, then restart; the
+                # next boot wipes provisioning and state but not the device secret.
+                from provision import storage
+
                 log.warn("board", "service button: factory reset requested")
+                try:
+                    storage.request_factory_reset(self.charger.store)
+                except OSError as e:
+                    log.error("board", "factory reset not marked: %s", e)
+                else:
+                    self.charger.request_restart("factory reset")
             await asyncio.sleep_ms(_BUTTON_MS)
 
     async def _meter_task(self):

@@ -106,6 +106,9 @@ class Connector:
         cable = ch.board.cable_amps(self.id)
         lim.set("cable", cable if cable else None, now_ms)
         lim.set("ems", ch.board.ems_limit(), now_ms)
+        temp = getattr(ch.board, "temperature", None)
+        if temp is not None:  # thermal derating 65/68 C (evse.limiter); the 71 C cut-off is a fault
+            lim.set_temperature(temp(), now_ms)
         if ch.smart is not None:  # OCPP smart charging (ocpp16.smartcharging)
             lim.set("ocpp", ch.smart.limit_a(self, now_ms), now_ms)
         self.limit_a, _reason = lim.effective(now_ms)
