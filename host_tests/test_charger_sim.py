@@ -6,6 +6,8 @@ answered `ok: false` with the simulator still running, and a power cut (SIGKILL)
 reboot from the same state dir.
 """
 
+import time
+
 import pytest
 
 from charger_helpers import CP, charger, conn, ok, start_session, statuses  # noqa: F401
@@ -149,6 +151,18 @@ def test_energy_manager_lowers_the_duty_at_once(charger):
     assert conn(st)["duty"] == 1.0 and not conn(st)["relay"] and conn(st)["transaction_id"]
     ok(sim, {"cmd": "ems", "limit_a": None})
     sim.wait_for(lambda s: conn(s)["status"] == "Charging", timeout=12)
+
+
+def test_energy_manager_raise_waits_five_seconds(charger):
+    sim, csms = charger
+    start_session(sim, csms)
+    ok(sim, {"cmd": "ems", "limit_a": 10})
+    sim.wait_for(lambda s: conn(s)["duty"] == pytest.approx(0.1667, abs=1e-3), timeout=1)
+    t0 = time.monotonic()
+    ok(sim, {"cmd": "ems", "limit_a": 20})
+    sim.wait_for(lambda s: conn(s)["duty"] == pytest.approx(0.3333, abs=1e-3), timeout=10)
+    # IEC 61851 practice (evse.md section 3): at most one rise per 5 s; decreases act at once.
+    assert time.monotonic() - t0 >= 4.0
 
 
 def test_network_cut_and_restore(charger):
