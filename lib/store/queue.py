@@ -190,6 +190,11 @@ class TxQueue:
                 length = None
             if length is None:
                 if self.seg < self.tail_seg:
+                    if self.off >= self._size(self.seg):
+                        # The clean end: the head read this segment to its end while the tail
+                        # was still in it; nothing is skipped, nothing to uncount.
+                        self._next_segment(counted=True)
+                        continue
                     log.error("txq", "segment %d unreadable from %d: skipped", self.seg, self.off)
                     self._next_segment()
                     continue
