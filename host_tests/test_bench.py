@@ -9,7 +9,7 @@ import json
 import time
 
 import bench
-from charger_helpers import CP, conn, ok
+from charger_helpers import CP, charger, conn, ok  # noqa: F401
 
 
 def test_monitor_and_trace_instruments(labcsms, sim_factory, tmp_path):

@@ -249,6 +249,8 @@ class ChaosProxy:
         self.links.append(link)
         try:
             await asyncio.gather(link.pump("up", reader, up[1]), link.pump("down", up[0], writer))
+        except asyncio.CancelledError:
+            pass  # the proxy is closing: end quietly (asyncio logs a cancelled handler task)
         finally:
             link.close()
             self.links.remove(link)
@@ -300,8 +302,15 @@ class ChaosProxyThread:
         return self._run(lambda: list(self.proxy.events))
 
     def close(self):
+        async def shutdown():
+            await self.proxy.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
         try:
-            self._call(self.proxy.close())
+            self._call(shutdown())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)

@@ -422,7 +422,11 @@ class LabCSMS:
     def record(self, entry, human=None):
         entry = dict({"t": time.time()}, **entry)
         if self._log:
-            self._log.write(json.dumps(entry, default=str) + "\n")
+            try:
+                line = json.dumps(entry, default=str)
+            except RecursionError:  # a fuzzed frame nested deeper than the encoder goes:
+                line = json.dumps(dict(entry, msg=None), default=str)  # its raw text is kept
+            self._log.write(line + "\n")
         if human:
             stamp = time.strftime("%H:%M:%S", time.localtime(entry["t"]))
             print("{} {}".format(stamp, human)[:HUMAN_LINE], file=sys.stderr, flush=True)
