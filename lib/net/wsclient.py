@@ -207,10 +207,28 @@ class WSClient:
             self._info = (code, reason)
             try:
                 await self._send_frame(self._conn.send_close(code, reason), _CLOSE_TIMEOUT_MS)
+                await self._discard_until_eof(_CLOSE_TIMEOUT_MS)
             except WSClosed:
                 pass
         self._drop(code, reason)
         raise WSClosed(code, reason)
+
+    async def _discard_until_eof(self, timeout_ms):
+        """Read and throw away what the peer still sends (the rest of an oversized frame) until
+        it closes or `timeout_ms` pass: closing a socket with unread bytes makes TCP send a
+        reset, and the peer would see 1006 instead of our close code. Bounded by time; the
+        bytes land in the preallocated receive chunk, nothing is buffered."""
+        end = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while self._stream is not None:
+            left = time.ticks_diff(end, time.ticks_ms())
+            if left <= 0:
+                return
+            try:
+                n = await asyncio.wait_for_ms(self._read_some(), left)
+            except (asyncio.TimeoutError, OSError):
+                return
+            if not n:
+                return
 
     async def _on_close(self, code, reason):
         if self._state == _ST_OPEN:
