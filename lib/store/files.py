@@ -20,7 +20,7 @@ MAX_RECORD = const(16384)
 _MAGIC = "EVS1"
 
 
-def _exists(path):
+def exists(path):
     try:
         os.stat(path)
         return True
@@ -28,11 +28,24 @@ def _exists(path):
         return False
 
 
-def _remove(path):
+def remove_quiet(path):
+    """Remove a file; a missing one is fine."""
     try:
         os.remove(path)
     except OSError:
         pass
+
+
+def file_size(path):
+    """Size in bytes, 0 for a missing file."""
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return 0
+
+
+_exists = exists
+_remove = remove_quiet
 
 
 def makedirs(path):

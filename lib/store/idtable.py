@@ -31,6 +31,7 @@ from micropython import const
 import log
 from store import idrecord
 from store.files import makedirs, encode_record, decode_record
+from store.files import exists as _exists, remove_quiet as _remove, file_size as _size
 
 STATUSES = idrecord.STATUSES
 REMOVE = idrecord.REMOVE
@@ -53,28 +54,6 @@ _unpack = idrecord.unpack
 
 class IdTableFull(ValueError):
     """The update would leave more entries than the table's capacity (nothing was changed)."""
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def _size(path):
-    try:
-        return os.stat(path)[6]
-    except OSError:
-        return 0
 
 
 def _rmtree(path):

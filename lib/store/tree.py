@@ -9,17 +9,9 @@ port. Bound: rmtree() recursion follows the tree's depth, which the bundle manif
 
 import os
 
-from store.files import makedirs
+from store.files import makedirs, exists  # noqa: F401 (re-exported)
 
 _DIR = 0x4000  # S_IFDIR, the type bit os.stat() reports for a directory
-
-
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def is_dir(path):
