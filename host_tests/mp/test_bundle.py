@@ -14,6 +14,7 @@ from update import CorruptError, RefusedError, apps
 from update import bundle as b
 from update.install import Download
 from _fwkit import make_bundle, mpy, read, sha, store, tmpdir
+from _check import raises
 
 
 def events(data, step=None, mpy_major=6):
@@ -43,16 +44,6 @@ def _then_eof(pieces):
     for piece in pieces:
         yield piece
     yield b""
-
-
-def raises(exc, fn, text=None):
-    try:
-        fn()
-    except exc as e:
-        if text is not None:
-            assert text in str(e), str(e)
-        return
-    raise AssertionError("{} not raised".format(exc.__name__))
 
 
 # ---- parser --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from update import CorruptError, RefusedError
 from update import ota
 from update.install import Download
 from _fwkit import FakeEsp32, esp_image, sha, store
+from _check import raises
 
 
 def write(esp, image, step):
@@ -17,16 +18,6 @@ def write(esp, image, step):
     for i in range(0, len(image), step):
         w.feed(image[i : i + step])
     return w, w.finish()
-
-
-def raises(exc, fn, text=None):
-    try:
-        fn()
-    except exc as e:
-        if text is not None:
-            assert text in str(e), str(e)
-        return
-    raise AssertionError("{} not raised".format(exc.__name__))
 
 
 def test_image_streams_into_the_next_partition_in_any_chunking():

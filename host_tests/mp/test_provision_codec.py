@@ -9,6 +9,7 @@ import os
 
 from provision import codec as C
 from provision import crypto
+import _check
 
 VECTORS = "tools/web/provision_vectors.json"
 
@@ -23,11 +24,7 @@ def load_vectors():
 
 
 def raises(fn, exc):
-    try:
-        fn()
-    except exc as e:
-        return e
-    raise AssertionError("no {}".format(exc.__name__))
+    return _check.raises(exc, fn)
 
 
 # ---- published vectors ------------------------------------------------------------------------

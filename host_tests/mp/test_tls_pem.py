@@ -8,6 +8,7 @@ import binascii
 import hashlib
 
 from net.tls import client_context, der_list, pem_to_der
+import _check
 
 CA_PEM = """-----BEGIN CERTIFICATE-----
 MIIBNjCB3qADAgECAgEBMAoGCCqGSM49BAMCMBoxGDAWBgNVBAMMD25ldC50bHMg
@@ -40,13 +41,7 @@ def sha(b):
 
 
 def raises(fn, exc=ValueError, text=None):
-    try:
-        fn()
-    except exc as e:
-        if text is not None:
-            assert text in str(e), str(e)
-        return
-    raise AssertionError("no {}".format(exc.__name__))
+    return _check.raises(exc, fn, text)
 
 
 def test_pem_str_and_bytes_give_the_same_der():
