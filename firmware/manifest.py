@@ -1,6 +1,6 @@
 # Frozen-bytecode manifest for an ESP32 MicroPython build with this firmware inside.
 #
-# Bytecode loaded from the filesystem lives in the heap (about 216 K on a 32-bit heap for the
+# Bytecode loaded from the filesystem lives in the heap (about 224 K on a 32-bit heap for the
 # whole firmware, `make bench`); frozen into the firmware image it runs from flash and the heap
 # keeps only data. Build MicroPython with (see README "Memory"):
 #   make -C ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=/abs/path/firmware/manifest.py
