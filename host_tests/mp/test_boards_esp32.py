@@ -410,8 +410,10 @@ def test_reset_after_crash_opens_relays_then_resets():
 # ---- the real charger on the ESP32 board ---------------------------------------------------------
 def _state_dir():
     import os
+    import random
 
-    root = "/tmp/esp32-board-test-%d" % (os.getpid() if hasattr(os, "getpid") else 0)
+    # MicroPython's os has no getpid: a random name keeps concurrent runs apart.
+    root = "/tmp/esp32-board-test-%d" % random.getrandbits(24)
     try:
         for e in list(os.ilistdir(root)):
             os.remove(root + "/" + e[0])

@@ -10,6 +10,7 @@ answer spends no attempt, and the message goes out again, in order, after the re
 
 import asyncio
 import json
+import random
 
 from clock import Clock
 from ocpp16 import config as cfg
@@ -115,7 +116,7 @@ class Hooks:
 
 
 def make(script, attempts=3):
-    root = "/tmp/client-retry-test"
+    root = "/tmp/client-retry-test-%d" % random.getrandbits(24)
     rmtree(root)
     st = Store(root)
     c = cfg.Config(st)

@@ -3,6 +3,7 @@
 
 import gc
 import os
+import random
 
 from store import Store
 from store.queue import TxQueue, SEGMENT_BYTES
@@ -13,7 +14,7 @@ _n = [0]
 
 def fresh_root():
     _n[0] += 1
-    root = "/tmp/txq-test-%d-%d" % (os.getpid() if hasattr(os, "getpid") else 0, _n[0])
+    root = "/tmp/txq-test-%d-%d" % (random.getrandbits(24), _n[0])
     _rmtree(root)
     return root
 

@@ -9,6 +9,7 @@ stayed on flash unsent (queued_messages 0) until the next reboot recounted.
 # mp-heapsize: 1M
 
 import os
+import random
 
 from store import Store
 from store.queue import TxQueue, SEGMENT_BYTES
@@ -19,7 +20,7 @@ _n = [0]
 
 def fresh_root():
     _n[0] += 1
-    root = "/tmp/txq-segend-%d-%d" % (os.getpid() if hasattr(os, "getpid") else 0, _n[0])
+    root = "/tmp/txq-segend-%d-%d" % (random.getrandbits(24), _n[0])
     rmtree(root)
     return root
 

@@ -125,6 +125,15 @@ class TxQueue:
             pass
         return pos, count
 
+    def _record(self, seg, off, body=None):
+        """Length of the good record at (seg, off), its body appended to `body`; else None."""
+        try:
+            with open(self._path(seg), "rb") as f:
+                f.seek(off)
+                return self._read_at(f, body)
+        except OSError:
+            return None
+
     def _read_at(self, f, body=None):
         """Length of the next good record (reading its body into `body` if given) or None."""
         hdr = f.read(_HDR)
@@ -182,12 +191,7 @@ class TxQueue:
                 self.count = 0  # counters drifted from a repair: the log is empty
                 return None
             body = []
-            try:
-                with open(self._path(self.seg), "rb") as f:
-                    f.seek(self.off)
-                    length = self._read_at(f, body)
-            except OSError:
-                length = None
+            length = self._record(self.seg, self.off, body)
             if length is None:
                 if self.seg < self.tail_seg:
                     if self.off >= self._size(self.seg):
@@ -214,12 +218,7 @@ class TxQueue:
         seg, off = self.seg, self.off
         while seg <= self.tail_seg:
             body = []
-            try:
-                with open(self._path(seg), "rb") as f:
-                    f.seek(off)
-                    length = self._read_at(f, body)
-            except OSError:
-                length = None
+            length = self._record(seg, off, body)
             if length is None:
                 seg, off = seg + 1, 0
                 continue
@@ -233,13 +232,7 @@ class TxQueue:
         """Drop the head message (answered, or out of attempts)."""
         if pos != (self.seg, self.off):
             return
-        body = []
-        try:
-            with open(self._path(self.seg), "rb") as f:
-                f.seek(self.off)
-                length = self._read_at(f, body)
-        except OSError:
-            length = None
+        length = self._record(self.seg, self.off)
         if length is None:
             self._next_segment()
         else:
